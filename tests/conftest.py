@@ -119,8 +119,9 @@ def unprivileged_cli() -> list[str]:
     return [setpriv, "--bounding-set", drop, "--inh-caps", drop, *launcher]
 
 
-def schema_6_of_an_earlier_release() -> list[str]:
-    """The statements of a schema-6 history as an earlier eagle-iad of schema 6 made it, from its own DDL (not by
+def schema_6_of_an_earlier_release(version: int = 6) -> list[str]:
+    """The statements of a schema-6 history as an earlier eagle-iad of schema 6 made it (``version``: marked as that
+    version instead, a history of the current version that lacks what no version adds), from its own DDL (not by
     dropping columns: SQLite has ``DROP COLUMN`` only from 3.35, and eagle-iad supports 3.34): no
     ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals`` nor ``.last_refused``, no
     ``stations.created_by``, no ``station_faults``, ``station_refusals`` nor ``station_runs``, no ``outbox_held``
@@ -141,7 +142,7 @@ def schema_6_of_an_earlier_release() -> list[str]:
     lacking = ("files", "unfiled", "refusals", "last_refused")
     assert sum(f"{column} INTEGER" in sql for sql in earlier for column in lacking) == 0
     assert sum("created_by" in sql or "category TEXT\n" in sql for sql in earlier) == 0
-    return [*earlier, "INSERT INTO schema_version VALUES (6)"]
+    return [*earlier, f"INSERT INTO schema_version VALUES ({version})"]
 
 
 def copy_elpv_cells(root: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import schema_6_of_an_earlier_release, wait_s
+from conftest import LiveServer, schema_6_of_an_earlier_release, wait_s
 
 from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError, HistoryUnavailableError
@@ -307,13 +307,14 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     db.close()
     assert main(["db", "status", "--history", url]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["schema"] == 5 and status["this_version_reads"] == SCHEMA_VERSION == 6
-    assert status["pending"] == [{"version": 6, "adds": MIGRATIONS[6]}]
+    assert status["schema"] == 5 and status["this_version_reads"] == SCHEMA_VERSION == 7
+    assert status["pending"] == [{"version": 6, "adds": MIGRATIONS[6]}, {"version": 7, "adds": MIGRATIONS[7]}]
     assert main(["db", "upgrade", "--history", url]) == 0
     said = capsys.readouterr().err
     # every change it made, those of no version of their own (outbox.refusals, the indexes) too
     assert said == (
-        f"history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; added tables fit_jobs, station_intake, "
+        f"history {backend.describe()}: schema 5 -> 7 (6: {MIGRATIONS[6]}; 7: {MIGRATIONS[7]}; added tables fit_jobs, "
+        "station_intake, "
         "idempotency, audit, stations, station_faults, station_refusals, station_runs; added columns "
         "inspections.answered_by, "
         "inspections.image_sha256, inspections.label_by, inspections.label_history, inspections.label_note, "
@@ -325,27 +326,94 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         "outbox_held, station_intake_record, audit_category)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
-    assert "schema 6, up to date" in capsys.readouterr().err
+    assert "schema 7, up to date" in capsys.readouterr().err
     store = InspectionStore(url)
     try:
         (row,) = store.page(5, 0)[1]
         kept = (row.id, row.label, row.label_by, row.caas_applied, row.image_sha256, row.label_history)
         assert kept == ("a", "normal", None, True, None, None)
-        # a label given before label histories existed is the first entry of its history at the next relabel
-        corrected = store.set_label("a", "anomalous", "t3", by="olga", note="a cut", expected=0)
+        assert row.label_revision == 1  # a label given before label revisions existed is revision 1 (schema 7)
+        # ... and the first entry of its history at the next relabel
+        corrected = store.set_label("a", "anomalous", "t3", by="olga", note="a cut", expected=1)
         assert corrected is not None and corrected.label_history == [
-            {"revision": None, "label": "normal", "by": None, "time": "t2", "note": None, "previous": None},
-            {"revision": 1, "label": "anomalous", "by": "olga", "time": "t3", "note": "a cut", "previous": "normal"},
+            {"revision": 1, "label": "normal", "by": None, "time": "t2", "note": None, "previous": None},
+            {"revision": 2, "label": "anomalous", "by": "olga", "time": "t3", "note": "a cut", "previous": "normal"},
         ]
         keys = KeyTable(store)
         keys.add("ana", parse_role("admin"))  # numbered after the keys that were there
         assert [info.name for info in keys.list()] == ["zoe", "al", "bo", "ana"]  # by time added, then name
-        assert store.upgrade.before == 6 and store.upgrade.added_columns == ()
+        assert store.upgrade.before == 7 and store.upgrade.added_columns == ()
         head = StationTables(store).head("line-1", "webhook")
         assert head is not None
         assert (head.record_id, head.attempts, head.refusals, head.last_refused) == ("a", 4, 0, False)
     finally:
         store.close()
+
+
+OLD_SCHEMA_3 = [  # the history of a release of schema 3 (05d769e): labels, but no label_by, _note nor _revision
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES (3)",
+    "CREATE TABLE inspections (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, time TEXT NOT NULL, "
+    "category TEXT NOT NULL, image_name TEXT NOT NULL, score REAL, tau REAL, s_max REAL, decision TEXT, "
+    "in_band INTEGER NOT NULL, answer TEXT, caas_applied INTEGER NOT NULL, verdict TEXT NOT NULL, "
+    "pictures TEXT NOT NULL, reference TEXT, answered_by TEXT, label TEXT, label_time TEXT)",
+    "CREATE INDEX inspections_category ON inspections (category, seq)",
+    "CREATE TABLE fit_jobs (id TEXT PRIMARY KEY, created TEXT NOT NULL, record TEXT NOT NULL)",
+    "INSERT INTO inspections VALUES ('old', 1, '2026-12-01T10:00:00.000+00:00', 'tire', 'contamination/008.png', "
+    "2.0, 1.0, 3.0, 'anomalous', 1, NULL, 0, '{}', '{}', NULL, NULL, 'anomalous', '2026-12-01T10:13:06.000+00:00')",
+    "INSERT INTO inspections VALUES ('new', 2, '2026-12-01T10:01:00.000+00:00', 'tire', 'good/000.png', "
+    "0.5, 1.0, 3.0, 'normal', 0, NULL, 0, '{}', '{}', NULL, NULL, NULL, NULL)",
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_label_given_before_label_revisions_counts_as_revision_1_after_the_upgrade(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schema-3 history's label came through the upgrade with ``label_revision`` NULL, which reads "never
+    labelled" (revision 0): ``expected_revision: 0`` then overwrote it unseen (the old label only in
+    ``label_history``), and ``expected_revision: 1`` was refused as given "while you were looking". Schema 7 counts
+    it as revision 1: 0 is refused (409) naming the label and when it was given, without claiming it was given
+    meanwhile; 1 is stored; a part never labelled stays at null (revision 0)."""
+    from test_review import _http
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    for statement in OLD_SCHEMA_3:
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    db.close()
+    assert main(["db", "upgrade", "--history", url]) == 0
+    said = capsys.readouterr().err
+    assert said.startswith(f"history {backend.describe()}: schema 3 -> {SCHEMA_VERSION} (4: ")
+    assert f"; 7: {MIGRATIONS[7]}; " in said, said
+    app = create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", history=url,
+                                     files=tmp_path / "files"))  # fmt: skip
+    with LiveServer(app) as server:
+        inspections = server.base + "/v1/inspections"
+        seen = _http("GET", f"{inspections}/old")[1]
+        assert (seen["label"], seen["label_by"], seen["label_revision"]) == ("anomalous", None, 1), seen
+        assert _http("GET", f"{inspections}/new")[1]["label_revision"] is None  # never labelled: revision 0
+        status, refused = _http("PUT", f"{inspections}/old/label", {"label": "normal", "expected_revision": 0})
+        assert status == 409 and refused["error"]["code"] == "label_changed", refused
+        assert refused["error"]["message"] == (
+            "contamination/008.png was already labelled defective by someone at 2026-12-01 10:13:06 UTC, with an "
+            "earlier eagle-iad (the label came through an upgrade). Your label was not stored: look at it again, "
+            "then label it if you still disagree."
+        ), refused
+        assert refused["error"]["label_changed"]["label_revision"] == 1, refused
+        kept = _http("GET", f"{inspections}/old")[1]
+        assert (kept["label"], kept["label_revision"], kept["label_history"]) == ("anomalous", 1, None), kept
+        status, stored = _http("PUT", f"{inspections}/old/label", {"label": "normal", "by": "kai",
+                                                                   "expected_revision": 1})  # fmt: skip
+        assert status == 200 and (stored["label"], stored["label_by"], stored["label_revision"]) == (
+            "normal", "kai", 2), stored  # fmt: skip
+        assert [(entry["revision"], entry["label"], entry["previous"]) for entry in stored["label_history"]] == [
+            (1, "anomalous", None), (2, "normal", "anomalous")]  # fmt: skip
+        status, first = _http("PUT", f"{inspections}/new/label", {"label": "normal", "expected_revision": 0})
+        assert status == 200 and first["label_revision"] == 1, first
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -372,9 +440,10 @@ def test_eagle_serve_that_migrates_an_older_history_says_so_in_a_warning(
         server = ServeProcess(args)
         server.stop()
         logs.append(server.process.communicate()[1])
-    said = [line for line in logs[0].splitlines() if "schema 5 -> 6" in line]
+    said = [line for line in logs[0].splitlines() if "schema 5 -> 7" in line]
     assert len(said) == 1, logs[0]
-    assert said[0].startswith(f"WARNING:     history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; ")
+    assert said[0].startswith(f"WARNING:     history {backend.describe()}: schema 5 -> 7 (6: {MIGRATIONS[6]}; "
+                              f"7: {MIGRATIONS[7]}; ")  # fmt: skip
     assert said[0].endswith("; eagle-iad versions that read schema 5 refuse it from now on (other replicas, stations, "
                             "the CLI on other machines): upgrade them too (in a plant, run 'eagle db upgrade' before "
                             "starting a new version: docs/PLANT.md)")  # fmt: skip
@@ -425,14 +494,15 @@ def test_keys_and_db_refuse_a_history_that_is_not_there_unless_told_to_start_it(
 def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A schema-6 history an earlier eagle-iad of schema 6 wrote: no ``outbox.refusals``, no ``station_faults``, no
-    ``outbox_held`` index, no ``station_intake.files`` nor ``.unfiled`` (none has a version of its own). ``eagle db
-    upgrade`` adds them and says so, each one, instead of 'up to date' or a list without them; each refusal stored
-    before counts as the one file it counted for, and a content refused again after counts one more."""
-    url = str(tmp_path / "six.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    """A history of this schema version an earlier eagle-iad of that version wrote: no ``outbox.refusals``, no
+    ``station_faults``, no ``outbox_held`` index, no ``station_intake.files`` nor ``.unfiled`` (none has a version
+    of its own). ``eagle db upgrade`` adds them and says so, each one, instead of 'up to date' or a list without
+    them; each refusal stored before counts as the one file it counted for, and a content refused again after counts
+    one more."""
+    url = str(tmp_path / "same.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
     backend = open_backend(url)
     db = backend.connect()
-    for statement in schema_6_of_an_earlier_release():
+    for statement in schema_6_of_an_earlier_release(version=SCHEMA_VERSION):
         db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
     for digest, name, reason, appeared in (("d1", "a.png", "empty", 1.0), ("d2", "b.png", "not an image", 2.0)):
         db.execute(
@@ -449,14 +519,14 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
-        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults, station_refusals, "
+        f"history {backend.describe()}: schema 7 -> 7 (no new version; added tables station_faults, station_refusals, "
         "station_runs; "
         "added columns "
         "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, audit.category, "
         "stations.created_by; added indexes outbox_held, audit_category)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
-    assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"
+    assert capsys.readouterr().err == f"history {backend.describe()}: schema 7, up to date\n"
     store = InspectionStore(url)
     try:
         StationTables(store).write_failed("line-1", "d1", "c.png", "empty", 3.0)  # the same content, another file

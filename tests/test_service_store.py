@@ -189,11 +189,11 @@ def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
         store.add(new)
         assert store.get("new") == new
         assert store.get("old") == Wider(**old.to_dict())  # stored before the field existed: None
-        assert store_module.SCHEMA_VERSION == 6
+        assert store_module.SCHEMA_VERSION == 7
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone() == (6,)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (7,)
 
 
 def test_the_held_deliveries_are_found_by_an_index_made_at_the_next_open_of_an_existing_file(tmp_path: Path) -> None:

@@ -13,10 +13,13 @@ no version; ``outbox``: each verdict a sink must receive, committed in the same 
 its inspection; ``stations``: the stations created through ``/v1/stations``); 5 ``idempotency`` (an
 upload's ``Idempotency-Key`` and the record it made), ``api_keys`` (named keys with roles, as digests) and
 ``audit`` (who changed what); 6 ``api_keys.seq``, the order keys were added (PostgreSQL has no rowid), filled
-for the keys already there. Steps 1-5 only added tables, or nullable columns the record declares, so one
+for the keys already there; 7 counts a label given before label revisions existed (``label`` set,
+``label_revision`` NULL, the column added empty at the open that migrated it) as revision 1, so an
+``expected_revision`` of 0 ("never labelled") is refused instead of overwriting it unseen
+(:func:`_count_old_labels`). Steps 1-5 only added tables, or nullable columns the record declares, so one
 idempotent step (create what is missing, add the record's missing columns) performs any of them, and rows
 already stored keep their values; a step that must fill or rewrite data has its own function
-(:func:`_number_keys`).
+(:func:`_number_keys`, :func:`_count_old_labels`).
 
 An index is no version: every open runs every ``CREATE ... IF NOT EXISTS`` above, so an index added later
 (``outbox_held``, ``station_intake_record``) is made in a history of the same version at its next open, and an
@@ -63,7 +66,7 @@ from eagle_iad.errors import ConfigError
 from eagle_iad.history.backend import Connection, HistoryBackend, transaction
 from eagle_iad.record import columns
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: What each version added (``eagle db upgrade`` prints the steps it applied).
 MIGRATIONS: dict[int, str] = {
@@ -73,6 +76,7 @@ MIGRATIONS: dict[int, str] = {
     4: "station_intake, outbox and stations (the line's hot folders and sinks)",
     5: "idempotency, api_keys and audit (exactly-once uploads, named keys, who changed what)",
     6: "api_keys.seq (keys listed in the order they were added, in every backend; SQLite had its rowid)",
+    7: "labels given before label revisions existed count as revision 1",
 }
 
 
@@ -276,6 +280,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             if not column.nullable:
                 raise ConfigError(f"history column {column.name} cannot be added to stored rows: make it nullable")
             db.execute(backend.ddl(f"ALTER TABLE inspections ADD COLUMN {column.name} {column.sql_type}"))
+        if before is not None and before < 7:  # after the record's columns: label_revision may just have been added
+            _count_old_labels(db)
         if before is None:
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif before != SCHEMA_VERSION:
@@ -297,6 +303,17 @@ def _number_keys(backend: HistoryBackend, db: Connection) -> None:
         "UPDATE api_keys SET seq = (SELECT COUNT(*) FROM api_keys k WHERE k.created < api_keys.created "
         "OR (k.created = api_keys.created AND k.name <= api_keys.name)) WHERE seq IS NULL"
     )
+
+
+def _count_old_labels(db: Connection) -> None:
+    """Schema 7: a label given before ``label_revision`` existed is revision 1, not "never labelled".
+
+    Such a row has ``label`` set and ``label_revision`` NULL (the column was added empty), and NULL reads as
+    revision 0: a label sent with ``expected_revision`` 0 then passed the check and overwrote it unseen (the old
+    one kept only in ``label_history``), and one sent with 1 was refused as if given meanwhile. Filled once, here,
+    so every reader (the API, ``eagle review``, a teach, SQL on the database) sees the same revision. A row
+    without a label keeps NULL: not labelled, revision 0, as a label request reads it."""
+    db.execute("UPDATE inspections SET label_revision = 1 WHERE label IS NOT NULL AND label_revision IS NULL")
 
 
 #: Where the routes that change one inspection are: ``/v1/inspections/{id}`` (its deletion) and ``.../label``.
