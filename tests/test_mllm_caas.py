@@ -450,7 +450,7 @@ def test_decode_phase_scales_only_decoding_steps(
     # ...and the reply does not claim CAAS it did not apply, saying why.
     assert single.caas_applied is False and "phase decode" in single.metadata["caas_not_applied"]
     assert decode_only.caas_applied is True and "caas_not_applied" not in decode_only.metadata
-    with pytest.raises(ConfigError, match="CAAS phase must be one of all, decode"):
+    with pytest.raises(ConfigError, match="CAAS phase must be one of 'all', 'decode'"):
         CaasSettings(phase="prefill")  # type: ignore[arg-type]
 
 

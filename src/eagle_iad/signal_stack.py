@@ -11,24 +11,28 @@ service with the OpenVINO runtime would crash instead of stopping. :func:`keeps_
 own stack back as soon as the library returns: the plugin's buffer is then no thread's stack, and freeing it
 harms nothing.
 
-Linux and other systems with a C library exposing ``sigaltstack``; elsewhere (Windows) it does nothing.
+Linux only (glibc and musl lay ``stack_t`` out as pointer, flags, size; the BSDs and macOS as pointer, size, flags);
+elsewhere it does nothing (OpenVINO's plugin swaps the stack on Linux).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 
 class _Stack(ctypes.Structure):
-    """``stack_t`` (glibc, musl and the BSDs alike: pointer, flags, size)."""
+    """Linux's ``stack_t`` (glibc and musl alike: pointer, flags, size)."""
 
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
 def _sigaltstack() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         function = ctypes.CDLL(None, use_errno=True).sigaltstack
     except (OSError, TypeError, AttributeError):  # no C library by that name (Windows), or no sigaltstack in it

@@ -574,7 +574,7 @@ export class EagleClient {
    */
   async inspectionPicture(id: string, kind: PictureKind, signal?: AbortSignal): Promise<Picture> {
     if (!(PICTURE_KINDS as readonly string[]).includes(kind)) {
-      throw new TypeError(`unknown picture kind ${JSON.stringify(kind)}; choose one of ${PICTURE_KINDS.join(", ")}`);
+      throw new TypeError(`unknown picture kind ${JSON.stringify(kind)}; choose one of ${PICTURE_KINDS.map((k) => `'${k}'`).join(", ")}`);
     }
     let link: string;
     if (kind === "reference") {

@@ -42,7 +42,7 @@ import torch
 
 from eagle_iad.choices import CAAS_PHASES, DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.choices import DEFAULT_ALPHA as DEFAULT_ALPHA
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, one_of
 
 CAAS_ATTENTION = "eagle_caas"
 CAAS_ATTENTION_EAGER = "eagle_caas_eager"
@@ -63,7 +63,7 @@ class CaasSettings:
         if not self.alpha >= 0.0:
             raise ConfigError(f"CAAS alpha must be >= 0, got {self.alpha}")
         if self.phase not in CAAS_PHASES:
-            raise ConfigError(f"CAAS phase must be one of {', '.join(CAAS_PHASES)}, got {self.phase!r}")
+            raise ConfigError(f"CAAS phase must be one of {one_of(CAAS_PHASES)}, got {self.phase!r}")
         if self.layers is not None and any(layer < 0 for layer in self.layers):
             raise ConfigError(f"CAAS layers must be 0-based non-negative indices, got {self.layers}")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, one_of
 from eagle_iad.history.backend import Connection
 from eagle_iad.naming import CATEGORY_NAME, printable
 from eagle_iad.service.access import API_NAME, ENV_KEY_NAME, LOCAL, KeyRow, Role, digest, new_key
@@ -99,8 +99,9 @@ def parse_role(text: str) -> Role:
     try:
         return Role[text]
     except KeyError:
-        names = ", ".join(role.name for role in Role)
-        raise ConfigError(f"unknown role {printable(text)[:40]!r}: use one of {names}") from None
+        raise ConfigError(
+            f"unknown role {printable(text)[:40]!r}: use one of {one_of(role.name for role in Role)}"
+        ) from None
 
 
 class KeyTable:

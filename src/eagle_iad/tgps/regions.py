@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from eagle_iad.errors import one_of
+
 #: 8-connectivity: diagonal neighbours belong to the same region, so thin diagonal scratches are
 #: not cut into single pixels.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -354,7 +356,7 @@ def find_boxes(
     :func:`extract_regions`.
     """
     if rule not in REGION_RULES:
-        raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(map(repr, REGION_RULES))}")
+        raise ValueError(f"unknown region rule {rule!r}; choose one of {one_of(REGION_RULES)}")
     if rule == "paper" or map_tau is None:
         return Regions(extract_regions(anomaly_map, top_k=top_k, patch_values=patch_values), None)
     arr = _validate_map(anomaly_map)

@@ -313,7 +313,8 @@ describe("the create form", () => {
     expect(optionProblem(sep, "|")).toBe("must be one of ',', ';', '\\t'");
     expect(choiceLabel("\t")).toBe("'\\t'");
     expect(choiceLabel(";")).toBe(";");
-    expect(quotedChoice("it's")).toBe("'it\\'s'");
+    expect(quotedChoice("it's")).toBe('"it\'s"'); // as Python's repr
+    expect(quotedChoice(`it's "x"`)).toBe("'it\\'s \"x\"'");
   });
 
   it("words a pattern's refusal: the name prefix's rule, another option's by its description", () => {

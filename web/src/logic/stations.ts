@@ -496,14 +496,14 @@ function numberOf(text: string): number | null {
 /** The camera's `name_prefix` pattern, the one pattern the console words itself; another is told by its option's description. */
 const NAME_PREFIX_PATTERN = SOURCES.kinds["camera"]?.properties["name_prefix"]?.pattern;
 
-/** Why a typed value is outside an option's declared type and limits, in words; null when it fits. */
 /**
- * A choice as the service's refusals write it (Python's quoting: `'\\t'`), so a choice that is whitespace or
- * punctuation (a CSV sink's tab separator) reads as itself, in the form's list and in its messages alike.
+ * A choice as the service's refusals write it (Python's `repr`: `'\\t'`, `"it's"`), so a choice that is whitespace
+ * or punctuation (a CSV sink's tab separator) reads as itself, in the form's list and in its messages alike.
  */
 export function quotedChoice(choice: string): string {
-  const escaped = choice.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/'/g, "\\'");
-  return `'${escaped}'`;
+  const quote = choice.includes("'") && !choice.includes('"') ? '"' : "'";
+  const escaped = choice.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return quote + (quote === "'" ? escaped.replace(/'/g, "\\'") : escaped) + quote;
 }
 
 /** How the form's list shows a choice: as written, quoted only where whitespace would leave it blank or unclear. */
@@ -511,6 +511,7 @@ export function choiceLabel(choice: string): string {
   return choice === "" || /\s/.test(choice) ? quotedChoice(choice) : choice;
 }
 
+/** Why a typed value is outside an option's declared type and limits, in words; null when it fits. */
 export function optionProblem(option: OptionSchema, text: string): string | null {
   if (option.type === "number" || option.type === "integer") {
     const value = numberOf(text);

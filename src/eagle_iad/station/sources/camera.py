@@ -532,12 +532,15 @@ class Camera:
             claim, lock = self._claim, self._frames_lock
             if claim is None or (lock is not None and lock.holds()):
                 return None
+            stopped = None if lock is None else lock.prefix.stopped
             if lock is not None:  # the old folder's (wherever it went): let go, so the one there now can be taken
                 self._frames_lock = None
                 lock.release()
             try:
                 self.frames.mkdir(parents=True, exist_ok=True)
                 self._frames_lock = lock_frames(self.frames, self.name_prefix, *claim)
+                if stopped is not None:  # a deleted station finishing its frame: a start meanwhile is told so
+                    self._frames_lock.finishing(stopped)
             except OSError as exc:
                 return f"cannot be saved in {self.frames}: {exc.strerror or exc}"
             except FolderInUseError as exc:
@@ -559,7 +562,9 @@ class Camera:
     def finishing(self, why: str) -> None:
         """Its station ``why`` (``"was deleted"``) and is finishing its last frame: a station started on the frames
         folder meanwhile is told to try again in a moment (see :meth:`FolderLock.finishing`)."""
-        if (lock := self._frames_lock) is not None:
+        with self._claiming:
+            lock = self._frames_lock
+        if lock is not None:
             lock.finishing(why)
 
     def close(self) -> None:
