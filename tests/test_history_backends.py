@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -295,6 +296,15 @@ def test_text_with_a_nul_character_is_stored_and_looked_up_on_postgresql_as_on_s
     assert lite["kept"] == ("No.\x00", "ana\x00", "x\x00y", "a \\u0000 b", "is it \x00 broken?")
 
 
+def _kept_said(kind: str, url: str, before: int) -> str:
+    """What a migration from ``before`` says of the copy kept (history/keep.py), written out."""
+    going_back = "(docs/OPERATIONS.md, 'Going back to an older release')"
+    if kind == "postgresql":
+        return (f"no copy at schema {before} was kept: postgresql is not copied by eagle-iad: take a pg_dump before "
+                f"upgrading {going_back}")  # fmt: skip
+    return f"a copy at schema {before} is kept at {url}.schema{before}.bak: the older eagle-iad runs on it {going_back}"
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
@@ -323,7 +333,7 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         "inspections.warnings, "
         "outbox.last_refused, outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, "
         "outbox_due, "
-        "outbox_held, station_intake_record, audit_category)\n"
+        "outbox_held, station_intake_record, audit_category); " + _kept_said(kind, url, 5) + "\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert "schema 7, up to date" in capsys.readouterr().err
@@ -446,7 +456,7 @@ def test_eagle_serve_that_migrates_an_older_history_says_so_in_a_warning(
                               f"7: {MIGRATIONS[7]}; ")  # fmt: skip
     assert said[0].endswith("; eagle-iad versions that read schema 5 refuse it from now on (other replicas, stations, "
                             "the CLI on other machines): upgrade them too (in a plant, run 'eagle db upgrade' before "
-                            "starting a new version: docs/PLANT.md)")  # fmt: skip
+                            "starting a new version: docs/PLANT.md); " + _kept_said(kind, url, 5))  # fmt: skip
     assert "schema" not in logs[1], logs[1]
 
 
@@ -1102,3 +1112,103 @@ def test_a_label_history_keeps_its_newest_entries_and_a_revision_gone_from_it_is
         assert final is not None and len(final.label_history or []) == LABEL_HISTORY_KEPT
     finally:
         store.close()
+
+
+OLD_SCHEMA_3 = [  # last week's release's history: inspections (labelled) and fit jobs, nothing of schema 4-6
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES (3)",
+    "CREATE TABLE inspections (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, time TEXT NOT NULL, "
+    "category TEXT NOT NULL, image_name TEXT NOT NULL, score REAL, tau REAL, s_max REAL, decision TEXT, "
+    "in_band INTEGER NOT NULL, answer TEXT, caas_applied INTEGER NOT NULL, verdict TEXT NOT NULL, "
+    "pictures TEXT NOT NULL, label TEXT, label_time TEXT)",
+    *(
+        f"INSERT INTO inspections VALUES ('r{i}', {i}, 't{i}', 'tire', '{i}.png', {i / 3}, 1.0, 3.0, 'normal', 0, "
+        f"NULL, 0, '{{}}', '{{}}', {'NULL' if i % 2 else repr('anomalous')}, NULL)"
+        for i in range(1, 6)
+    ),
+    "CREATE TABLE fit_jobs (id TEXT PRIMARY KEY, created TEXT NOT NULL, record TEXT NOT NULL)",
+    "INSERT INTO fit_jobs VALUES ('j1', 't0', '{}')",
+]
+
+
+def _schema_3_history(path: Path) -> list[tuple[Any, ...]]:
+    """An SQLite history as last week's release (schema 3) left it; its inspections' rows, in order."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        for statement in OLD_SCHEMA_3:
+            db.execute(statement)
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM inspections ORDER BY seq").fetchall()
+
+
+def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_the_older_release_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema-3 history (last week's release) migrated to schema 6 had no way back: the older release refuses it
+    and its manual had no backup section. Now the open that migrates it first writes ``<file>.schema3.bak`` (SQLite's
+    backup API), at schema 3 with every row, in the old layout, one file; the WARNING names it; a second open (and
+    a later migration from that schema) writes none and leaves the one there byte for byte. Without room for it (the
+    margin over its size larger than any disk), none is written, the WARNING says so and the migration goes on."""
+    import logging
+    import sqlite3
+
+    from eagle_iad.history import keep
+
+    history = tmp_path / "h.sqlite3"
+    rows = _schema_3_history(history)
+    copy = tmp_path / "h.sqlite3.schema3.bak"
+    caplog.set_level(logging.WARNING, logger="eagle_iad.service.store")
+    store = InspectionStore(history)
+    try:
+        assert store.kept == keep.KeptCopy(3, copy) and store.upgrade.before == 3 and store.upgrade.after == 6
+        store.log_upgrade()
+        assert (
+            caplog.records[-1]
+            .getMessage()
+            .endswith(
+                f"; a copy at schema 3 is kept at {copy}: the older eagle-iad runs on it (docs/OPERATIONS.md, "
+                "'Going back to an older release')"
+            )
+        )
+        assert [r.id for r in store.page(10, 0)[1]] == ["r5", "r4", "r3", "r2", "r1"]
+    finally:
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "bak" in p.name) == ["h.sqlite3.schema3.bak"]  # no -wal
+    with closing(sqlite3.connect(copy)) as old:
+        assert old.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert old.execute("SELECT * FROM inspections ORDER BY seq").fetchall() == rows
+        assert old.execute("SELECT * FROM fit_jobs").fetchall() == [("j1", "t0", "{}")]
+        assert "label_by" not in {row[1] for row in old.execute("PRAGMA table_info(inspections)")}
+    kept_bytes = copy.read_bytes()
+    store = InspectionStore(history)
+    store.close()
+    assert store.kept is None and store.upgrade.before == 6
+    # another schema-3 history of that name migrated later (a restored one): the copy there is kept as it is
+    history.unlink()
+    for leftover in tmp_path.glob("h.sqlite3-*"):
+        leftover.unlink()
+    _schema_3_history(history)
+    store = InspectionStore(history)
+    store.close()
+    assert store.kept == keep.KeptCopy(3, copy) and copy.read_bytes() == kept_bytes
+
+    # no room: no copy, said plainly, and the history is migrated all the same
+    full = tmp_path / "full.sqlite3"
+    rows = _schema_3_history(full)
+    monkeypatch.setattr(keep, "COPY_MARGIN_BYTES", 1 << 62)
+    store = InspectionStore(full)
+    try:
+        store.log_upgrade()
+        assert store.kept is not None and store.kept.path is None and store.upgrade.after == 6
+        said = caplog.records[-1].getMessage()
+        assert re.search(
+            rf"; no copy at schema 3 was kept: not enough free disk in {re.escape(str(tmp_path))} \([0-9.]+ MiB free, "
+            r"[0-9.]+ MiB needed\); the migration goes on, so only a backup taken before it leads back "
+            r"\(docs/OPERATIONS.md, 'Going back to an older release'\)$",
+            said,
+        ), said
+        assert len(store.page(10, 0)[1]) == len(rows) == 5
+    finally:
+        store.close()
+    assert not list(tmp_path.glob("full.sqlite3.schema*"))

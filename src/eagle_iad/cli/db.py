@@ -192,6 +192,7 @@ def add_db(sub: Subcommands) -> None:
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:
     from eagle_iad.history import open_backend
+    from eagle_iad.history.keep import keep_copy
     from eagle_iad.history.schema import upgrade
 
     location = history_location(args)
@@ -200,10 +201,11 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     backend = open_backend(location)
     db = backend.connect()
     try:
+        kept = keep_copy(backend, db)  # the way back, before the migration (history/keep.py)
         done = upgrade(backend, db)
     finally:
         backend.close(db)
-    print(done.describe(backend.describe()), file=sys.stderr)
+    print(done.describe(backend.describe()) + ("" if kept is None else "; " + kept.said()), file=sys.stderr)
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from eagle_iad.history import HistoryBackend, open_backend
 from eagle_iad.history.backend import Connection, Cursor, Lease, scrub
 from eagle_iad.history.backend import transaction as _transaction
+from eagle_iad.history.keep import KeptCopy, keep_copy
 from eagle_iad.history.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.history.schema import Upgrade, upgrade
 from eagle_iad.record import LABEL_HISTORY_KEPT, InspectionRecord, columns, from_row, to_row
@@ -151,6 +152,8 @@ class InspectionStore:
         self._db: Connection = self.backend.connect()
         try:
             with self._lock:
+                #: The copy at the older schema kept before a migration (None: nothing to migrate): the way back.
+                self.kept: KeptCopy | None = keep_copy(self.backend, self._db)
                 #: What opening did to the schema (a new database, a migration, nothing).
                 self.upgrade: Upgrade = upgrade(self.backend, self._db)
         except BaseException:
@@ -169,7 +172,8 @@ class InspectionStore:
         if done.before is not None and done.before < done.after:
             _log.warning("%s; eagle-iad versions that read schema %d refuse it from now on (other replicas, stations, "
                          "the CLI on other machines): upgrade them too (in a plant, run 'eagle db upgrade' before "
-                         "starting a new version: docs/PLANT.md)", done.describe(where), done.before)  # fmt: skip
+                         "starting a new version: docs/PLANT.md)%s", done.describe(where), done.before,
+                         "" if self.kept is None else "; " + self.kept.said())  # fmt: skip
         elif done.before is None or done.added_columns or done.added_tables or done.added_indexes:
             _log.info("%s", done.describe(where))
 
