@@ -192,10 +192,12 @@ def test_a_replica_starts_without_one_history_query_per_picture_folder(
         app.state.service.close()
 
 
-def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
+def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A picture folder named by an inspection id (32 hex digits) without a row is an inspection a kill cut
-    short, and goes; a folder named otherwise is none of the service's and stays, whatever its name (an
-    ASCII one was removed, a non-ASCII one kept)."""
+    short, and goes, said in one line with how many and where (they went silently); a folder named otherwise is
+    none of the service's and stays, whatever its name (an ASCII one was removed, a non-ASCII one kept)."""
+    import logging
+
     kept, orphan = "0" * 31 + "a", "0" * 31 + "b"
     state = tmp_path / "state"
     store = InspectionStore(state / "eagle.sqlite3")
@@ -217,8 +219,12 @@ def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
     os.rename(models / "cat", models / ".cat.old-abcd1234")  # a fit killed between the two renames of its save
     (models / ".cat.tmp-efgh5678").mkdir()  # ... and its half-written staging copy
     (models / ".cat.tmp-efgh5678" / "tensors.safetensors").write_bytes(b"half")
+    caplog.set_level(logging.INFO, logger="eagle_iad.service.context")
     app = create_app(ServiceSettings(models_dir=models, state_dir=state))
     try:
+        said = [r.getMessage() for r in caplog.records if r.name == "eagle_iad.service.context"]
+        assert said == [f"removed 1 picture folder without a history row from {state / 'files'} (inspections a stop "
+                        "or a kill cut short before they were stored)"]  # fmt: skip
         left = sorted(str(p.relative_to(state / "files")) for p in (state / "files").rglob("*"))
         others = sorted(("notes", "grün", orphan.upper(), orphan + "0"))
         assert left == sorted([kept, f"{kept}/a_heatmap.png", *others, *(f"{other}/x" for other in others)])

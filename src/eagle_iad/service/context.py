@@ -6,6 +6,7 @@ globals and two apps (tests) never share state.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import shutil
@@ -73,6 +74,9 @@ def runtime_mismatch(directory: Path, runtime: str) -> ApiError | None:
                          f"(--runtime {runtime}): serve the fitted models with eagle serve --runtime torch, or "
                          f"export it (eagle export --model MODELS/{name}) into the folder this service serves",
                     code="wrong_runtime")  # fmt: skip
+
+
+_log = logging.getLogger(__name__)
 
 
 class ExpertCache:
@@ -275,12 +279,18 @@ class ServiceState:
                    if is_inspection_id(folder.name) and folder.is_dir() and not folder.is_symlink()
                    and folder.stat().st_mtime <= oldest]  # fmt: skip
         stored = self.store.stored_ids([folder.name for folder in folders])  # in batches, not a query per folder
+        removed = 0
         for folder in folders:
             if folder.name not in stored:
                 shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
                 continue
             for partial in folder.glob(".*.tmp"):  # save_png's temporary files
                 partial.unlink(missing_ok=True)
+        if removed:  # said, not silent: an admin who restored a files folder newer than its history sees why it shrank
+            _log.info("removed %d picture folder%s without a history row from %s (inspections a stop or a kill cut "
+                      "short before they were stored)", removed, "" if removed == 1 else "s",
+                      self.settings.files_dir)  # fmt: skip
 
     def begin_stop(self) -> None:
         """At the stop signal: live feeds end and running fits start stopping, before open requests finish."""
