@@ -233,6 +233,33 @@ def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path, caplog: pyte
         app.state.service.close()
 
 
+def test_a_station_refused_a_busy_state_folder_is_told_to_change_its_stations_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle station run`` on a state folder a service holds was told to give "a different --state-dir", a flag
+    it does not have: its state folder is ``state =`` in its stations file, and the refusal now names that file."""
+    from eagle_iad.cli import main
+    from eagle_iad.service.lock import StateLock
+
+    models = tmp_path / "models"
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    save(expert.model, models / "cat")
+    (tmp_path / "in").mkdir()
+    stations = tmp_path / "stations.toml"
+    stations.write_text(f'models = "{models}"\nstate = "state"\n[[station]]\nname = "l"\ncategory = "cat"\n'
+                        'source = { kind = "folder", path = "in" }\n')  # fmt: skip
+    held = StateLock(tmp_path / "state")  # an eagle serve on that folder
+    held.acquire()
+    try:
+        assert main(["station", "run", "--until-idle", str(stations)]) == 2
+    finally:
+        held.release()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"eagle: error: another eagle serve (pid {os.getpid()}) is using the state folder {tmp_path / 'state'}; "
+        f"stop it or give this one a different state folder ('state =' in {stations})"
+    )
+
+
 def test_a_busy_state_folder_names_the_command_that_holds_it(tmp_path: Path) -> None:
     """A station holds its state folder as a service does: the second one's message names a station, not a
     service (the command is recorded in the lock file); a lock file from before that names only the pid."""

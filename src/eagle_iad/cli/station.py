@@ -32,11 +32,13 @@ def add_station(sub: Subcommands) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from eagle_iad.service.lock import set_state_knob
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.runner import run_stations
     from eagle_iad.stops import Stopped
 
     stations = read_stations(Path(args.file))
+    set_state_knob(f"state folder ('state =' in {stations.path})")  # this command has no --state-dir to change
     options: dict[str, Any] = {}
     if args.log_timestamps:
         options["log"] = _timestamped_logs()

@@ -27,10 +27,25 @@ LOCK_FILE = "eagle-serve.lock"
 _holder = "eagle serve"
 
 
+#: How this process was given its state folder, for the refusal's advice: ``--state-dir`` (``eagle serve``), or
+#: what :func:`set_state_knob` says (``eagle station run`` reads ``state =`` from its stations file).
+DEFAULT_KNOB = "--state-dir"
+_knob = DEFAULT_KNOB
+
+
 def set_holder(command: str) -> None:
-    """Say which command this process runs (``eagle station run``), for the lock file."""
-    global _holder
+    """Say which command this process runs (``eagle station run``), for the lock file; the state folder's knob is
+    ``--state-dir`` again until :func:`set_state_knob` says otherwise (``eagle_iad.cli.main`` calls this first)."""
+    global _holder, _knob
     _holder = " ".join(command.split())[:100] or "eagle serve"
+    _knob = DEFAULT_KNOB
+
+
+def set_state_knob(knob: str) -> None:
+    """Say where this process's state folder was set (``'state =' in stations.toml``), so a refusal tells to change
+    that: a station run given "a different --state-dir" looked for a flag it does not have."""
+    global _knob
+    _knob = knob
 
 
 class StateLock:
@@ -55,7 +70,7 @@ class StateLock:
             command = lines[1].strip() if len(lines) > 1 and lines[1].strip() else "eagle process"
             raise ConfigError(
                 f"another {command} (pid {pid}) is using the state folder {self.path.parent}; stop it or "
-                "give this one a different --state-dir"
+                f"give this one a different {_knob}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n{_holder}\n".encode())
