@@ -570,6 +570,35 @@ def test_an_export_before_schema_3_loads_and_says_it_cannot_tell_close_calls_or_
             load_expert(torn, runtime)
 
 
+def test_a_service_running_an_export_before_schema_3_says_so_in_its_log_once_per_load(
+    covered: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``eagle serve --runtime onnx`` on an export before schema 3 listed "this export predates close calls ...
+    export the fitted model again" in ``/v1/categories`` only: the log, where an admin looks after an upgrade, said
+    nothing. Now each load of the model says it once (a second inspection, from the cache, says nothing more); a
+    current export says nothing."""
+    import logging
+
+    from eagle_iad.service.context import ExpertCache
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _as_schema_2(covered["exports"]["onnx"], models / "old")
+    _copy(covered["exports"]["onnx"], models / "new")
+    caplog.set_level(logging.WARNING, logger="eagle_iad.service.context")
+    cache = ExpertCache(models, "onnx")
+    for _ in range(2):
+        cache.get("old")
+        cache.get("new")
+    said = [r.getMessage() for r in caplog.records if r.name == "eagle_iad.service.context"]
+    assert said == [
+        "category 'old' (--runtime onnx): this export predates close calls, unrecognised images and boxes' patch "
+        "scores (export schema 2): near_threshold, unrecognised and each box's patch_score are null, and a box's "
+        "strength is its map peak on the score's scale, not the largest patch score under it; export the fitted "
+        "model again to have them"
+    ]
+
+
 def test_a_service_running_an_export_puts_its_close_calls_and_unrecognised_images_up_for_review(
     covered: dict[str, Any], tmp_path: Path, live_server: Any
 ) -> None:

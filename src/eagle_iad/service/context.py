@@ -122,6 +122,9 @@ class ExpertCache:
                 reason = hide_models_dir(str(exc), self.models_dir)  # no host paths in answers
                 raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
             self._cache[category] = (signature, expert, version)
+            if self.runtime != "torch":  # an old export's limits (runtime.export_warnings): /v1/categories lists
+                for warning in expert.model.warnings:  # them; the log says them once per load, not per request
+                    _log.warning("category %r (--runtime %s): %s", category, self.runtime, warning)
             return expert, version
 
     def drop(self, category: str) -> None:
