@@ -239,7 +239,7 @@ def test_a_station_refused_a_busy_state_folder_is_told_to_change_its_stations_fi
     """``eagle station run`` on a state folder a service holds was told to give "a different --state-dir", a flag
     it does not have: its state folder is ``state =`` in its stations file, and the refusal now names that file."""
     from eagle_iad.cli import main
-    from eagle_iad.service.lock import StateLock
+    from eagle_iad.service.lock import StateLock, set_holder
 
     models = tmp_path / "models"
     expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
@@ -248,6 +248,7 @@ def test_a_station_refused_a_busy_state_folder_is_told_to_change_its_stations_fi
     stations = tmp_path / "stations.toml"
     stations.write_text(f'models = "{models}"\nstate = "state"\n[[station]]\nname = "l"\ncategory = "cat"\n'
                         'source = { kind = "folder", path = "in" }\n')  # fmt: skip
+    set_holder("eagle serve")  # what an earlier main() in this process ran is no matter here
     held = StateLock(tmp_path / "state")  # an eagle serve on that folder
     held.acquire()
     try:

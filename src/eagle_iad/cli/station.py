@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from eagle_iad.stops import Stopped
 
     stations = read_stations(Path(args.file))
-    set_state_knob(f"state folder ('state =' in {stations.path})")  # this command has no --state-dir to change
+    set_state_knob(f"state folder ('state =' in {args.file})")  # this command has no --state-dir to change
     options: dict[str, Any] = {}
     if args.log_timestamps:
         options["log"] = _timestamped_logs()
