@@ -1158,6 +1158,7 @@ def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_
     history = tmp_path / "h.sqlite3"
     rows = _schema_3_history(history)
     copy = tmp_path / "h.sqlite3.schema3.bak"
+    (tmp_path / ".h.sqlite3.schema3.bak.4242.tmp").write_bytes(b"a copy a kill cut short")
     caplog.set_level(logging.WARNING, logger="eagle_iad.service.store")
     store = InspectionStore(history)
     try:
@@ -1174,7 +1175,8 @@ def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_
         assert [r.id for r in store.page(10, 0)[1]] == ["r5", "r4", "r3", "r2", "r1"]
     finally:
         store.close()
-    assert sorted(p.name for p in tmp_path.iterdir() if "bak" in p.name) == ["h.sqlite3.schema3.bak"]  # no -wal
+    # one file (no -wal beside it), and no leftover of an earlier try
+    assert sorted(p.name for p in tmp_path.iterdir() if "bak" in p.name) == ["h.sqlite3.schema3.bak"]
     with closing(sqlite3.connect(copy)) as old:
         assert old.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         assert old.execute("SELECT * FROM inspections ORDER BY seq").fetchall() == rows

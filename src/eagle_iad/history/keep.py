@@ -79,6 +79,9 @@ def keep_copy(backend: HistoryBackend, db: Connection) -> KeptCopy | None:
         return KeptCopy(before, None, f"not enough free disk in {backend.path.parent} ({free / _MIB:.1f} MiB free, "
                         f"{need / _MIB:.1f} MiB needed); the migration goes on, so only a backup taken before "
                         "it leads back")  # fmt: skip
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):  # a copy a kill cut short (one owner per file)
+        with suppress(OSError):
+            leftover.unlink()
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with closing(sqlite3.connect(str(temporary), isolation_level=None)) as copy:
