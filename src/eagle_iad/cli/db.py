@@ -205,7 +205,9 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
         done = upgrade(backend, db)
     finally:
         backend.close(db)
-    print(done.describe(backend.describe()) + ("" if kept is None else "; " + kept.said()), file=sys.stderr)
+    migrated = kept is not None and done.before is not None and done.before < done.after  # not by a replica meanwhile
+    print(done.describe(backend.describe()) + (f"; {kept.said()}" if kept is not None and migrated else ""),
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
