@@ -1114,7 +1114,7 @@ def test_a_label_history_keeps_its_newest_entries_and_a_revision_gone_from_it_is
         store.close()
 
 
-OLD_SCHEMA_3 = [  # last week's release's history: inspections (labelled) and fit jobs, nothing of schema 4-6
+SCHEMA_3_WITH_FIT_JOBS = [  # last week's release's history: inspections (labelled) and fit jobs, nothing of schema 4-6
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
     "INSERT INTO schema_version VALUES (3)",
     "CREATE TABLE inspections (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, time TEXT NOT NULL, "
@@ -1136,7 +1136,7 @@ def _schema_3_history(path: Path) -> list[tuple[Any, ...]]:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        for statement in OLD_SCHEMA_3:
+        for statement in SCHEMA_3_WITH_FIT_JOBS:
             db.execute(statement)
     with sqlite3.connect(path) as db:
         return db.execute("SELECT * FROM inspections ORDER BY seq").fetchall()
@@ -1145,7 +1145,7 @@ def _schema_3_history(path: Path) -> list[tuple[Any, ...]]:
 def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_the_older_release_reads(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A schema-3 history (last week's release) migrated to schema 6 had no way back: the older release refuses it
+    """A schema-3 history (last week's release) migrated (then to 6) had no way back: the older release refuses it
     and its manual had no backup section. Now the open that migrates it first writes ``<file>.schema3.bak`` (SQLite's
     backup API), at schema 3 with every row, in the old layout, one file; the WARNING names it; a second open (and
     a later migration from that schema) writes none and leaves the one there byte for byte. Without room for it (the
@@ -1162,7 +1162,8 @@ def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_
     caplog.set_level(logging.WARNING, logger="eagle_iad.service.store")
     store = InspectionStore(history)
     try:
-        assert store.kept == keep.KeptCopy(3, copy) and store.upgrade.before == 3 and store.upgrade.after == 6
+        assert store.kept == keep.KeptCopy(3, copy)
+        assert (store.upgrade.before, store.upgrade.after) == (3, SCHEMA_VERSION)
         store.log_upgrade()
         assert (
             caplog.records[-1]
@@ -1185,7 +1186,7 @@ def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_
     kept_bytes = copy.read_bytes()
     store = InspectionStore(history)
     store.close()
-    assert store.kept is None and store.upgrade.before == 6
+    assert store.kept is None and store.upgrade.before == SCHEMA_VERSION
     # another schema-3 history of that name migrated later (a restored one): the copy there is kept as it is
     history.unlink()
     for leftover in tmp_path.glob("h.sqlite3-*"):
@@ -1202,7 +1203,7 @@ def test_a_migration_of_an_sqlite_history_keeps_a_copy_at_its_older_schema_that_
     store = InspectionStore(full)
     try:
         store.log_upgrade()
-        assert store.kept is not None and store.kept.path is None and store.upgrade.after == 6
+        assert store.kept is not None and store.kept.path is None and store.upgrade.after == SCHEMA_VERSION
         said = caplog.records[-1].getMessage()
         assert re.search(
             rf"; no copy at schema 3 was kept: not enough free disk in {re.escape(str(tmp_path))} \([0-9.]+ MiB free, "
