@@ -22,7 +22,7 @@ from conftest import LiveServer, schema_6_of_an_earlier_release, wait_s
 from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError, HistoryUnavailableError
 from eagle_iad.history import BACKENDS, history_backend, open_backend
-from eagle_iad.history.backend import positional_to_format, redact, scrub, secrets_of
+from eagle_iad.history.backend import HistoryBackend, positional_to_format, redact, scrub, secrets_of
 from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, path_category
 from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.service.access import Caller
@@ -305,16 +305,24 @@ def _kept_said(kind: str, url: str, before: int) -> str:
     return f"a copy at schema {before} is kept at {url}.schema{before}.bak: the older eagle-iad runs on it {going_back}"
 
 
+def _older_history(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, statements: list[str]
+) -> tuple[str, HistoryBackend]:
+    """A history of an older release's layout (``statements``) on ``kind``: its URL and backend."""
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    for statement in statements:
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    db.close()
+    return url, backend
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
-    backend = open_backend(url)
-    db = backend.connect()
-    for statement in OLD_SCHEMA_5:
-        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
-    db.close()
+    url, backend = _older_history(kind, tmp_path, request, OLD_SCHEMA_5)
     assert main(["db", "status", "--history", url]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["schema"] == 5 and status["this_version_reads"] == SCHEMA_VERSION == 7
@@ -389,12 +397,7 @@ def test_a_label_given_before_label_revisions_counts_as_revision_1_after_the_upg
 
     from eagle_iad.service import ServiceSettings, create_app
 
-    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
-    backend = open_backend(url)
-    db = backend.connect()
-    for statement in OLD_SCHEMA_3:
-        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
-    db.close()
+    url, backend = _older_history(kind, tmp_path, request, OLD_SCHEMA_3)
     assert main(["db", "upgrade", "--history", url]) == 0
     said = capsys.readouterr().err
     assert said.startswith(f"history {backend.describe()}: schema 3 -> {SCHEMA_VERSION} (4: ")
@@ -436,12 +439,7 @@ def test_eagle_serve_that_migrates_an_older_history_says_so_in_a_warning(
     from now on; a second start, with nothing to migrate, says nothing of it."""
     from test_service import ServeProcess
 
-    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
-    backend = open_backend(url)
-    db = backend.connect()
-    for statement in OLD_SCHEMA_5:
-        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
-    db.close()
+    url, backend = _older_history(kind, tmp_path, request, OLD_SCHEMA_5)
     (tmp_path / "models").mkdir()
     args = ["--models", str(tmp_path / "models"), "--state-dir", str(tmp_path / "state"), "--history", url,
             "--log-level", "warning"]  # fmt: skip
